@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import nbformat
@@ -14,6 +15,7 @@ NOTEBOOKS = lesson_paths() + source_notebooks()
 
 
 def run_notebook(path: Path, timeout: int = 120):
+    """Execute a notebook in its own folder; returns (executed notebook, seconds)."""
     nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -22,8 +24,18 @@ def run_notebook(path: Path, timeout: int = 120):
     return nb, time.perf_counter() - start
 
 
+@lru_cache(maxsize=None)
+def executed(path: Path):
+    """Run each repository notebook once per test session."""
+    return run_notebook(path)
+
+
+def error_outputs(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_notebook_executes(path: Path):
-    nb, _ = run_notebook(path)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    nb, seconds = executed(path)
+    assert not error_outputs(nb)
+    assert seconds < 60, f"{path.name} took {seconds:.1f}s; a student should wait seconds, not minutes"
