@@ -96,3 +96,27 @@ def add_students(course: Path, students: list[str]) -> None:
     with Gradebook(db_url(course)) as gb:
         for s in students:
             gb.update_or_create_student(s)
+
+
+def variant(notebook: Path, dest: Path, answers: dict[str, str]) -> Path:
+    """Write a copy of ``notebook`` to ``dest`` with the cells named by grade_id given new sources.
+
+    Used to build plausible student submissions (a misconception, a hard-coded value...) from the
+    solution notebook.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    seen = set()
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+            seen.add(grade_id)
+    missing = set(answers) - seen
+    if missing:
+        raise KeyError(f"no cells with grade_id {sorted(missing)} in {notebook}")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest))
+    return dest
