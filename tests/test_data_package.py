@@ -72,3 +72,11 @@ def test_validation_catches_a_broken_reference_and_a_changed_text(tmp_path: Path
     (copy / "oped.txt").write_text((DATA_DIR / "oped.txt").read_text(encoding="utf-8").replace("mistake", "success"),
                                    encoding="utf-8")
     assert not validate(copy).valid
+
+
+def test_data_dictionary_is_up_to_date():
+    from coursekit import datadict
+
+    assert (DATA_DIR / "README.md").read_text(encoding="utf-8") == datadict.updated_readme(), (
+        "data/README.md is out of date: run `python -m coursekit.datadict`"
+    )
