@@ -58,3 +58,22 @@ def test_lessons_read_only_described_data(path: Path):
     used = set(re.findall(r"([A-Za-z0-9_\-]+\.(?:csv|txt))", text))
     assert used, f"{path.name} reads no data"
     assert used <= described, f"{path.name} reads files not in the data package: {used - described}"
+
+
+def test_course_map_names_every_lesson_and_assignment():
+    """The README's course map and lesson 00 list every notebook in teaching order, and nothing else."""
+    import nbformat
+
+    from coursekit import assignment_ids
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lesson_names = [p.name for p in LESSONS]
+    assert len(lesson_names) == 7 and lesson_names[0].startswith("00_") and lesson_names[-1].startswith("06_")
+    positions = [readme.index(f"lessons/{name}") for name in lesson_names]
+    assert positions == sorted(positions), "the course map lists lessons out of order"
+    for aid in assignment_ids():
+        assert f"assignments/source/{aid}/" in readme
+    start_here = nbformat.read(str(LESSONS[0]), as_version=4)
+    text = "\n".join(c.source for c in start_here.cells)
+    for n in range(7):
+        assert f"Lesson 0{n}" in text, f"lesson 00's course map does not list lesson 0{n}"
