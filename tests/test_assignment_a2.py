@@ -76,7 +76,8 @@ other_absent_high = absent_high - kurdish_seats
 '''
 
 WRONG = {
-    "shares_of_present_mps": ({"a2-q11-answer": SHARES_OF_PRESENT}, {"a2-q11-tests": 0, "a2-q12-tests": 0}),
+    # Question 1.2 checks only how the function is used, so the error costs its points once
+    "shares_of_present_mps": ({"a2-q11-answer": SHARES_OF_PRESENT}, {"a2-q11-tests": 0}),
     "absent_share_of_present": ({"a2-q22-answer": ABSENT_SHARE_OF_PRESENT}, {"a2-q22-tests": 0}),
     "absence_against_quorum": ({"a2-q23-answer": ABSENCE_AGAINST_QUORUM}, {"a2-q23-tests": 0}),
     "quorum_rounded_down": ({"a2-q23-answer": QUORUM_ROUNDED}, {"a2-q23-tests": 0}),
