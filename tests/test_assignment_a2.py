@@ -87,6 +87,11 @@ WRONG = {
     "wrong_column_and_partial_choice": ({"a2-q32-answer": WRONG_COLUMN,
                                          "a2-q33-answer": 'attendance_choices = "ac"\n'},
                                         {"a2-q32-tests": 0, "a2-q33-tests": 0}),
+    # the same letter for every single-answer question scores nothing: the keys differ
+    "same_letter_everywhere": ({"a2-q13-answer": 'bloc_label_choice = "b"\n',
+                                "a2-q24-answer": 'disputed_choice = "b"\n',
+                                "a2-q51-answer": 'binding_choice = "b"\n'},
+                               {"a2-q13-tests": 0, "a2-q24-tests": 0, "a2-q51-tests": 0}),
 }
 
 
