@@ -61,6 +61,15 @@ ONE_DIRECTION = '''def direct_links(edges, actor_id):
 qf_direct = direct_links(edges, "irgc_qf")
 '''
 
+# correct, but the filtered edges are renumbered from 0 (a later cell uses them consistently)
+RESET_INDEX = '''cooperative_edges = edges[edges["relation"].isin(COOPERATIVE)].reset_index(drop=True)
+qf_network = within_two_steps(cooperative_edges, "irgc_qf")
+'''
+# correct index labels, given as a list rather than a set
+ROWS_AS_LIST = '''about_ameri = edges[(edges["source_actor"] == "ameri") | (edges["target_actor"] == "ameri")]
+supporting_rows = list(about_ameri.index)
+'''
+
 WRONG = {
     "out_degree_only": ({"a3-q41-answer": OUT_DEGREE_ONLY}, {"a3-q41-tests": 0}),
     # plus a partly right multiple choice (misses the Pompeo statement on AAH)
@@ -74,6 +83,9 @@ WRONG = {
     "hostile_ties_as_cooperative": ({"a3-q33-answer": HOSTILE_AS_COOPERATIVE}, {"a3-q33-tests": 0}),
     # within_two_steps is built on direct_links, so Question 3.2 fails with it; 3.3 and 5.1 do not
     "one_direction_only": ({"a3-q31-answer": ONE_DIRECTION}, {"a3-q31-tests": 0, "a3-q32-tests": 0}),
+    # right answers in another shape (a renumbered filter, a list of labels, upper-case letters) keep full marks
+    "right_but_differently_shaped": ({"a3-q33-answer": RESET_INDEX, "a3-q61-answer": ROWS_AS_LIST,
+                                      "a3-q22-answer": 'us_account_choices = "C, A"\n'}, {}),
 }
 
 
