@@ -118,9 +118,10 @@ else:
     c.Autograde.autograde_preprocessors = [
         "coursekit.safety.SandboxedExecute", IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         "coursekit.safety.LimitOutputBytes", SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    # A gradebook backup (backups/gradebook-<time>.db) before each grading run;
-    # restore with `python -m coursekit restore`.
-    c.Autograde.pre_convert_hook = "coursekit.safety.backup_before_grading"
+    # A gradebook backup (backups/gradebook-<time>.db) before each grading run
+    # (restore: `python -m coursekit restore`), and the pre-flight findings about
+    # each submission (renamed, missing, unreadable...) in the log, by student.
+    c.Autograde.pre_convert_hook = "coursekit.safety.before_grading"
     # Feedback shows no hidden-test source and no test tracebacks.
     c.GenerateFeedback.preprocessors = [
         GetGrades, "coursekit.safety.StripHiddenTests", "coursekit.safety.RedactTestErrors",
@@ -133,7 +134,7 @@ else:
     # Limits of each sandboxed kernel (see coursekit/sandbox.py).
     c.SandboxedKernelManager.cpu_seconds = 600          # CPU seconds over the notebook
     c.SandboxedKernelManager.memory_bytes = 1024 ** 3   # address space: 1 GiB
-    c.SandboxedKernelManager.max_processes = 64         # processes + threads of its uid
+    c.SandboxedKernelManager.max_processes = 32         # processes + threads of its uid
     c.SandboxedKernelManager.max_file_bytes = 64 * 1024 ** 2
     c.SandboxedKernelManager.tmp_bytes = 256 * 1024 ** 2  # its private /tmp
     # Without bubblewrap, grading still works with a loud warning (see README).
