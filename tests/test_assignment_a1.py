@@ -1,12 +1,11 @@
 """Assignment 1 grades plausible wrong answers as intended (real nbgrader autograde)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from coursekit import course
+from wrong_submissions import assert_scores, grade_variants
 
 AID = "a1_sourcing_close_reading"
 NB = "sourcing_and_close_reading.ipynb"
@@ -60,23 +59,9 @@ WRONG = {
 
 @pytest.fixture(scope="module")
 def graded(released_course: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("a1_wrong")
-    for name in ("nbgrader_config.py", "source", "release"):
-        src = released_course / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
-    shutil.copy2(released_course / "gradebook.db", root / "gradebook.db")
-    solution = root / "source" / AID / NB
-    course.add_students(root, list(WRONG))
-    for student, (answers, _) in WRONG.items():
-        path = course.variant(solution, root / "variants" / student / NB, answers)
-        course.submit(root, AID, student, {NB: path})
-    course.nbgrader(root, "autograde", AID)
-    return root
+    return grade_variants(released_course, tmp_path_factory.mktemp("a1_wrong"), AID, NB, WRONG)
 
 
 @pytest.mark.parametrize("student", list(WRONG))
 def test_wrong_submission_scores_as_intended(graded: Path, student: str):
-    expected = {**FULL, **WRONG[student][1]}
-    got = {k: v for k, v in course.grade_cells(graded, AID, student).items() if k in FULL}
-    assert got == expected
-    assert course.scores(graded, AID)[student]["score"] == sum(expected.values())
+    assert_scores(graded, AID, student, FULL, WRONG[student][1])

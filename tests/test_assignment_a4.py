@@ -6,12 +6,12 @@ depend on it, and nothing else.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from coursekit import course
+from wrong_submissions import assert_scores, grade_variants
 
 AID = "a4_policy_memo"
 NB = "policy_options_decision_memo.ipynb"
@@ -96,20 +96,7 @@ WRONG = {
 
 @pytest.fixture(scope="module")
 def graded(released_course: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("a4_wrong")
-    for name in ("nbgrader_config.py", "source", "release"):
-        src = released_course / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
-    shutil.copy2(released_course / "gradebook.db", root / "gradebook.db")
-    solution = root / "source" / AID / NB
-    students = ["solution", *WRONG]
-    course.add_students(root, students)
-    course.submit(root, AID, "solution", {NB: solution})
-    for student, (answers, _) in WRONG.items():
-        path = course.variant(solution, root / "variants" / student / NB, answers)
-        course.submit(root, AID, student, {NB: path})
-    course.nbgrader(root, "autograde", AID)
-    return root
+    return grade_variants(released_course, tmp_path_factory.mktemp("a4_wrong"), AID, NB, WRONG, with_solution=True)
 
 
 def test_solution_earns_every_autograded_point(graded: Path):
@@ -120,10 +107,7 @@ def test_solution_earns_every_autograded_point(graded: Path):
 
 @pytest.mark.parametrize("student", list(WRONG))
 def test_wrong_submission_scores_as_intended(graded: Path, student: str):
-    expected = {**FULL, **WRONG[student][1]}
-    got = {k: v for k, v in course.grade_cells(graded, AID, student).items() if k in FULL}
-    assert got == expected
-    assert course.scores(graded, AID)[student]["score"] == sum(expected.values())
+    assert_scores(graded, AID, student, FULL, WRONG[student][1])
 
 
 def test_memo_rubric_and_exemplar():

@@ -1,22 +1,18 @@
 """The real nbgrader cycle on a temporary copy of the course: two students, every assignment."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from coursekit import assignment_ids, course
+from wrong_submissions import fork_released
 
 
 @pytest.fixture(scope="module")
 def graded_course(released_course: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cycle")
-    for name in ("nbgrader_config.py", "source", "release"):
-        src = released_course / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
-    shutil.copy2(released_course / "gradebook.db", root / "gradebook.db")
+    root = fork_released(released_course, tmp_path_factory.mktemp("cycle"))
     course.add_students(root, ["sol_student", "blank_student"])
     for aid in assignment_ids():
         notebooks = sorted((root / "source" / aid).glob("*.ipynb"))
