@@ -43,7 +43,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
-import copy
 import datetime as _dt
 import json
 import logging
@@ -63,8 +62,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from nbgrader.preprocessors.limitoutput import LimitOutput
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int
 
 from .sandbox import SandboxedKernelManager, stage_working_folder
 
@@ -297,36 +295,40 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         self._judge_alive = False
         self._judge_cells: list[int] = []
         path = self.resources.get("metadata", {}).get("path") or os.getcwd()
-        self._scratch = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
-        os.chmod(self._scratch, 0o711)  # an unsandboxed kernel's uid must reach work/
         self.judge_client = None
+        self._scratch = None
         try:
-            work = stage_working_folder(path, self._scratch / "work")
-            self.km = self.create_kernel_manager()
-            self.km.work_dir = str(work)
-            self.km._prepare_runtime()
-            starts = [self._start_student(path)]
-            if self.judge:
-                jkm = self.kernel_manager_class(kernel_name=self.km.kernel_name, config=self.config)
-                jkm.sandbox = self.km.sandbox
-                jkm.work_dir = str(work)
-                jkm.extra_ro_binds = [str(self.km.ipc_dir)]
-                self.judge_client = _JudgeClient(
-                    self.nb, km=jkm, timeout=self.timeout + self.judge_margin,
-                    interrupt_on_timeout=True, raise_on_iopub_timeout=True, allow_errors=True,
-                    startup_timeout=self.startup_timeout, shutdown_kernel="immediate",
-                    extra_arguments=list(self.extra_arguments), resources=self.resources,
-                    error_on_timeout=dict(self.error_on_timeout), log=self.log)
-                self.judge_client.max_output_bytes = self.max_output_bytes
-                self.judge_client.max_stream_bytes = self.max_stream_bytes
-                starts.append(self._start_judge(path))
-            await asyncio.gather(*starts)
-            if self.judge:
-                await self._connect_judge()
+            await self._start_kernels(path)
             await self._run_cells()
         finally:
             await self._shutdown()
-            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    async def _start_kernels(self, path):
+        """Start the student kernel and the judge kernel (at the same time), ready for the first cell."""
+        self._scratch = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
+        os.chmod(self._scratch, 0o711)  # an unsandboxed kernel's uid must reach work/
+        work = stage_working_folder(path, self._scratch / "work")
+        self.km = self.create_kernel_manager()
+        self.km.work_dir = str(work)
+        self.km._prepare_runtime()
+        starts = [self._start_student(path)]
+        if self.judge:
+            jkm = self.kernel_manager_class(kernel_name=self.km.kernel_name, config=self.config)
+            jkm.sandbox = self.km.sandbox
+            jkm.work_dir = str(work)
+            jkm.extra_ro_binds = [str(self.km.ipc_dir)]
+            self.judge_client = _JudgeClient(
+                self.nb, km=jkm, timeout=self.timeout + self.judge_margin,
+                interrupt_on_timeout=True, raise_on_iopub_timeout=True, allow_errors=True,
+                startup_timeout=self.startup_timeout, shutdown_kernel="immediate",
+                extra_arguments=list(self.extra_arguments), resources=self.resources,
+                error_on_timeout=dict(self.error_on_timeout), log=self.log)
+            self.judge_client.max_output_bytes = self.max_output_bytes
+            self.judge_client.max_stream_bytes = self.max_stream_bytes
+            starts.append(self._start_judge(path))
+        await asyncio.gather(*starts)
+        if self.judge:
+            await self._connect_judge()
 
     # -- kernels -----------------------------------------------------------------
     async def _start_student(self, path):
@@ -360,16 +362,20 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
                          "ip", "key", "transport", "signature_scheme")}
 
     async def _shutdown(self):
-        for client in (self.judge_client, self):
-            if client is None or client.km is None:
-                continue
+        async def stop(client):
             try:
                 await client._async_cleanup_kernel()
             except Exception as exc:  # never let clean-up hide the grade
                 self.log.warning("%s: kernel clean-up: %s", self._who, exc)
-            finally:
-                if client.km is not None:
-                    client.km.release_sandbox()
+
+        clients = [c for c in (self.judge_client, self) if c is not None and c.km is not None]
+        kms = [c.km for c in clients]
+        await asyncio.gather(*(stop(c) for c in clients))
+        for km in kms:
+            km.release_sandbox()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     async def _silent(self, kc, code, timeout):
         """Run code without recording output; raise KernelStopped if no reply in time."""
@@ -505,7 +511,7 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         if not self._student_alive:
             return
         try:
-            await self._silent(self.kc, "", 3)
+            await self._silent(self.kc, "", 10)  # an idle kernel answers in milliseconds
             return
         except KernelStopped:
             pass

@@ -383,14 +383,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         return len(strays)
 
     def _limits(self) -> dict[int, int]:
-        return {
+        limits = {
             resource.RLIMIT_CPU: self.cpu_seconds,
             resource.RLIMIT_AS: self.memory_bytes,
-            resource.RLIMIT_NPROC: self.max_processes,
             resource.RLIMIT_FSIZE: self.max_file_bytes,
             resource.RLIMIT_NOFILE: self.max_open_files,
             resource.RLIMIT_CORE: 0,
         }
+        if os.geteuid() == 0:
+            # RLIMIT_NPROC counts every process of the uid: meaningful only for the pool's
+            # own uid, not for an ordinary grader's account (it already runs processes)
+            limits[resource.RLIMIT_NPROC] = self.max_processes
+        return limits
 
     def _kernel_env(self, base: dict) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
