@@ -1043,13 +1043,7 @@ def restore_gradebook(course_dir, backup=None) -> Path:
     dest = _sqlite_path(url)
     if dest is not None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
-        target = sqlite3.connect(str(dest), timeout=60)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-            source.close()
+        _sqlite_copy(backup, dest)
     else:
         _copy_tables("sqlite:///" + str(backup), url)
     log.debug("gradebook restored from %s", backup)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from coursekit import ROOT, assignment_ids, course, grading, lms
+from wrong_submissions import fork_released
 
 AID = assignment_ids()[0]
 
@@ -40,11 +40,7 @@ def zip_collect(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture()
 def lms_course(released_course: Path, tmp_path: Path) -> Path:
-    for name in ("nbgrader_config.py", "source", "release"):
-        src = released_course / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
-    shutil.copy2(released_course / "gradebook.db", tmp_path / "gradebook.db")
-    return tmp_path
+    return fork_released(released_course, tmp_path)
 
 
 @pytest.fixture()

@@ -13,17 +13,10 @@ from pathlib import Path
 import pytest
 
 from coursekit import assignment_ids, course, grading
+from wrong_submissions import fork_released
 
 N_STUDENTS = 3   # one each of correct, partial, blank
 WORKERS = 3
-
-
-def _copy_released(released: Path, dest: Path) -> Path:
-    for name in ("nbgrader_config.py", "source", "release"):
-        src = released / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-    shutil.copy2(released / "gradebook.db", dest / "gradebook.db")
-    return dest
 
 
 def _all_cell_scores(root: Path, aid: str, students) -> dict:
@@ -32,8 +25,8 @@ def _all_cell_scores(root: Path, aid: str, students) -> dict:
 
 @pytest.fixture(scope="module")
 def two_graded_classes(released_course: Path, tmp_path_factory):
-    seq = _copy_released(released_course, tmp_path_factory.mktemp("sequential"))
-    par = _copy_released(released_course, tmp_path_factory.mktemp("parallel"))
+    seq = fork_released(released_course, tmp_path_factory.mktemp("sequential"))
+    par = fork_released(released_course, tmp_path_factory.mktemp("parallel"))
     kinds = grading.synthetic_class(seq, N_STUDENTS, seed=7)
     assert grading.synthetic_class(par, N_STUDENTS, seed=7) == kinds
     runs = {}
@@ -123,7 +116,7 @@ def test_sqlite_gradebook_takes_concurrent_writers(released_course: Path, tmp_pa
     """Four processes write grades at once through nbgrader's API with stock settings (5 s lock wait)."""
     from nbgrader.api import Gradebook
 
-    root = _copy_released(released_course, tmp_path)
+    root = fork_released(released_course, tmp_path)
     db_url = course.db_url(root)
     aid = assignment_ids()[0]
     with Gradebook(db_url, "soleimani-oped-2020") as gb:
