@@ -466,11 +466,10 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
                 await self._restart_student()
                 for index in list(self._executed):
                     try:
-                        reply = await self._silent(self.kc, self.nb.cells[index].source, self.timeout)
+                        await self._silent(self.kc, self.nb.cells[index].source, self.timeout)
                     except KernelStopped:
                         self._executed.remove(index)
                         raise
-                    del reply
             except (KernelStopped, DeadKernelError, RuntimeError, asyncio.TimeoutError) as exc:
                 self.log.error("%s: restart/replay failed (%s); trying again", self._who, exc)
                 continue

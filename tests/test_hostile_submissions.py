@@ -16,7 +16,6 @@ scores), and a student who resubmits through nbgrader's exchange.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
