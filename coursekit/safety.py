@@ -44,6 +44,7 @@ import ast
 import asyncio
 import builtins
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -76,6 +77,7 @@ if not _root_log.handlers:  # grading logs go to stderr beside nbgrader's own
     _root_log.propagate = False
 
 BRIDGE_SOURCE = (Path(__file__).with_name("bridge.py")).read_text(encoding="utf-8")
+BRIDGE_SHA256 = hashlib.sha256(BRIDGE_SOURCE.encode("utf-8")).hexdigest()
 BRIDGE = "__import__('sys').modules['_coursekit_bridge']"
 KIB = 1024
 
@@ -340,7 +342,7 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         info = await self.async_wait_for_reply(await _maybe(self.kc.kernel_info()))
         if info and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
-        await self._silent(self.kc, _boot_code("install_agent(get_ipython().user_ns)"), 60)
+        await self._boot(self.kc, "install_agent(get_ipython().user_ns)")
         self._student_alive = True
 
     async def _start_judge(self, path):
@@ -353,7 +355,7 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
     async def _connect_judge(self):
         info = self._student_connection() if self._student_alive else None
         call = f"install_judge(get_ipython().user_ns, {info!r}, {float(self.timeout)!r})"
-        await self._silent(self.judge_client.kc, _boot_code(call), 60)
+        await self._boot(self.judge_client.kc, call)
 
     def _student_connection(self):
         info = dict(self.km.get_connection_info())
@@ -377,9 +379,25 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
-    async def _silent(self, kc, code, timeout):
+    async def _boot(self, kc, call):
+        """Install the bridge in a kernel that has just started (before any student code runs there).
+
+        Sent as a user expression, not as cell code: IPython passes cell code through its
+        input transformers, which cost about 50 ms per kernel on the bridge's 30 kB of source;
+        an expression is compiled directly.
+        """
+        expression = f"exec(compile({_boot_code(call)!r}, '<coursekit boot>', 'exec'), globals())"
+        reply = await self._silent(kc, "", 60, expressions={"boot": expression})
+        result = reply["content"].get("user_expressions", {}).get("boot", {})
+        if result.get("status") != "ok":
+            self.log.error("%s: the grading bridge could not be installed in a kernel: %s: %s", self._who,
+                           result.get("ename", reply["content"].get("ename")),
+                           result.get("evalue", reply["content"].get("evalue")))
+
+    async def _silent(self, kc, code, timeout, expressions=None):
         """Run code without recording output; raise KernelStopped if no reply in time."""
-        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
+        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
+                            user_expressions=expressions)
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -495,7 +513,7 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         await self.kc.wait_for_ready(timeout=self.startup_timeout)
         self.kc.allow_stdin = False
         self.km.seal()
-        await self._silent(self.kc, _boot_code("install_agent(get_ipython().user_ns)"), 60)
+        await self._boot(self.kc, "install_agent(get_ipython().user_ns)")
 
     async def _relink_judge(self):
         if self.judge and self._judge_alive:
@@ -588,12 +606,23 @@ async def _maybe(value):
 
 
 def _boot_code(call: str) -> str:
+    """Code that creates the bridge module in a fresh kernel and calls ``call`` on it.
+
+    A kernel forked from coursekit.prefork's template finds the bridge already compiled
+    there (``_coursekit_bridge_code``, checked against the source's SHA-256) and skips the
+    compilation; the module itself is always created afresh.
+    """
     return (
         "def _coursekit_boot():\n"
         "    import sys, types\n"
         "    module = types.ModuleType('_coursekit_bridge')\n"
         "    sys.modules['_coursekit_bridge'] = module\n"
-        f"    exec(compile({BRIDGE_SOURCE!r}, '<coursekit bridge>', 'exec'), module.__dict__)\n"
+        "    cached = sys.modules.pop('_coursekit_bridge_code', None)\n"
+        f"    if getattr(cached, 'sha256', None) == {BRIDGE_SHA256!r}:\n"
+        "        code = cached.code\n"
+        "    else:\n"
+        f"        code = compile({BRIDGE_SOURCE!r}, '<coursekit bridge>', 'exec')\n"
+        "    exec(code, module.__dict__)\n"
         f"    module.{call}\n"
         "_coursekit_boot()\n"
         "del _coursekit_boot\n"

@@ -24,6 +24,12 @@ sockets in a folder shared with the grader.  Once the kernel has bound them,
 :meth:`SandboxedKernelManager.seal` takes the folder's write permission away
 again, so the only host folder the student could write to is closed.
 
+With ``prefork`` on (the grading command ``python -m coursekit grade`` turns it on), a kernel
+is not started from scratch: bwrap runs a placeholder in the same sandbox, and the kernel is
+forked from a template process that has already imported ipykernel, pandas and matplotlib,
+then enters the placeholder's namespaces, drops to its uid and runs (see
+:mod:`coursekit.prefork`).  Same sandbox, same limits, about a fifth of the CPU per kernel.
+
 Where bubblewrap is missing or cannot create namespaces the manager logs a
 clear warning and starts the kernel without a sandbox (still with the resource
 limits, and as uid 65534 when the grader runs as root), so grading keeps
@@ -31,6 +37,8 @@ working.  See the README section "Grading untrusted work".
 """
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import fcntl
 import functools
@@ -39,10 +47,13 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -57,7 +68,8 @@ NOBODY = 65534
 #: (counted per uid by the host kernel) isolates sandboxes from each other.
 DEFAULT_UID_POOL = list(range(NOBODY, 65519, -1))
 
-WORK_DIR = "/home/student/work"  # where the submission's folder appears inside the sandbox
+WORK_DIR = "/home/student/work"
+PLACEHOLDER = "/usr/bin/cat"  # what runs in a sandbox whose kernel is forked in (coursekit.prefork)  # where the submission's folder appears inside the sandbox
 MiB = 1024 * 1024
 
 
@@ -237,6 +249,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_file_bytes = Int(64 * MiB, help="RLIMIT_FSIZE: largest file a kernel may write.").tag(config=True)
     max_open_files = Int(512, help="RLIMIT_NOFILE of a kernel.").tag(config=True)
     tmp_bytes = Int(256 * MiB, help="Size of the kernel's private /tmp (a tmpfs).").tag(config=True)
+    prefork = Bool(False, help="Fork kernels from a template process that has already imported the kernel "
+                   "and prefork_modules (coursekit.prefork); root graders with bubblewrap only.").tag(config=True)
+    prefork_modules = List(Unicode(), ["numpy", "pandas", "matplotlib", "matplotlib.pyplot"],
+                           help="Libraries the kernel template imports before it forks.").tag(config=True)
 
     work_dir = Unicode("", help="Host folder shown read-only as the kernel's working folder.")
     extra_ro_binds = List(Unicode(), help="Host folders shown read-only at the same path.")
@@ -245,6 +261,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     _lease: UidLease | None = None
     sandboxed: bool = False
     sandbox_problem: str = ""
+    forked_pid: int | None = None  # host pid of a pre-forked kernel
+    placeholder_pid: int | None = None  # host pid of its sandbox's placeholder process
 
     # -- set-up -------------------------------------------------------------
     @property
@@ -291,10 +309,17 @@ class SandboxedKernelManager(AsyncKernelManager):
         bwrap, problem = probe_bwrap(self.bwrap_path, self.uid) if self.sandbox else (None, "sandbox switched off")
         env = self._kernel_env(kw.get("env") or {})
         limits = self._limits()
+        self.forked_pid = self.placeholder_pid = None
+        template = self._template(kernel_cmd, env) if bwrap else None
+        alive: tuple[int, int] | None = None
         if bwrap:
             fds: list[int] = []
-            cmd = self._bwrap_cmd(bwrap, kernel_cmd, work, env, fds)
+            inner = [PLACEHOLDER] if template else kernel_cmd
+            cmd = self._bwrap_cmd(bwrap, inner, work, env, fds)
             kw.update(cwd="/", env={"PATH": "/usr/bin:/bin"}, pass_fds=fds, close_fds=True)
+            if template:
+                alive = os.pipe()
+                kw["stdin"] = alive[0]
             self.sandboxed = True
         else:
             self.sandbox_problem = problem
@@ -327,10 +352,64 @@ class SandboxedKernelManager(AsyncKernelManager):
         kw["stdout"] = kw["stderr"] = self._log_file
         try:
             await super()._async_launch_kernel(cmd, **kw)
+            if template and alive:
+                await self._fork_kernel(template, kernel_cmd, env, limits, alive[1])
         finally:
             for fd in fds:
                 os.close(fd)
+            if alive:
+                os.close(alive[0])
+                os.close(alive[1])
             self._log_file.close()
+
+    # -- pre-forked kernels (coursekit.prefork) -------------------------------------
+    def _template(self, kernel_cmd: list[str], env: dict) -> "KernelTemplate | None":
+        if not self.prefork or os.geteuid() != 0:
+            return None
+        if (len(kernel_cmd) < 3 or kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]
+                or os.path.realpath(kernel_cmd[0]) != os.path.realpath(sys.executable)):
+            return None
+        template = KernelTemplate.get(env, list(self.prefork_modules))
+        return template if template is not None and template.ready() else None
+
+    async def _fork_kernel(self, template: "KernelTemplate", kernel_cmd: list[str], env: dict,
+                           limits: dict[int, int], alive_w: int) -> None:
+        """Wait for the placeholder of the sandbox just started, then fork the kernel into it."""
+        proc = self.provisioner.process
+        deadline = time.monotonic() + 30
+        while (placeholder := _placeholder_of(proc.pid)) is None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the sandbox exited before the kernel started: {self.kernel_log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sandbox did not start within 30 s")
+            await asyncio.sleep(0.002)
+        self.placeholder_pid = placeholder
+        import ipykernel_launcher
+
+        self.forked_pid = template.spawn({
+            "target": placeholder, "uid": self.uid, "gid": self.gid, "cwd": WORK_DIR, "env": env,
+            "limits": sorted(limits.items()), "argv": list(kernel_cmd[3:]),
+            "launcher": ipykernel_launcher.__file__,
+        }, [alive_w, self._log_file.fileno()])
+
+    async def _async_is_alive(self) -> bool:
+        alive = await super()._async_is_alive()
+        if alive and self.forked_pid is not None and not _same_pid_namespace(self.forked_pid, self.placeholder_pid):
+            # the kernel died while a process it forked keeps the placeholder's pipe open:
+            # the kernel is gone all the same
+            return False
+        return alive
+
+    is_alive = _async_is_alive
+
+    async def _async_signal_kernel(self, signum: int) -> None:
+        if self.forked_pid is not None and self.has_kernel:
+            # the kernel leads its own process group (see coursekit.prefork), as an
+            # exec'd kernel shares bwrap's: signal the kernel and what it started
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.forked_pid, signum)
+            return
+        await super()._async_signal_kernel(signum)
 
     def kernel_log_tail(self, size: int = 2000) -> str:
         """The end of what the kernel process wrote to its stdout/stderr (for error messages)."""
@@ -347,6 +426,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         proc = getattr(self.provisioner, "process", None) if self.provisioner else None
         if proc is None:
             return None
+        if self.forked_pid is not None:
+            return self.forked_pid if _same_pid_namespace(self.forked_pid, self.placeholder_pid) else None
         children = _process_children()
         if not self.sandboxed:  # launched process is the shim; the kernel is its child
             kids = children.get(proc.pid, [])
@@ -371,7 +452,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         strays: list[int] = []
         if self.sandboxed:
             for init in children.get(proc.pid, []):
-                strays += [p for p in children.get(init, []) if p != kernel]
+                strays += [p for p in children.get(init, []) if p not in (kernel, self.placeholder_pid)]
         stack = list(children.get(kernel, []))
         while stack:
             pid = stack.pop()
@@ -559,3 +640,201 @@ def _limit_child(limits: dict[int, int]) -> None:  # runs in the child between f
         except (ValueError, OSError):
             pass
 
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except (OSError, ValueError):
+        return [c for c in _process_children().get(pid, [])]
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _placeholder_of(bwrap_pid: int) -> int | None:
+    """Host pid of the placeholder once it runs (bwrap -> the sandbox's init -> placeholder)."""
+    name = os.path.basename(PLACEHOLDER)
+    for init in _children_of(bwrap_pid):
+        for pid in _children_of(init):
+            if _comm(pid) == name:
+                return pid
+    return None
+
+
+def _same_pid_namespace(pid: int, other: int | None) -> bool:
+    """Is ``pid`` a live process in the PID namespace of ``other`` (a pre-forked kernel in its sandbox)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False
+        return other is not None and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{other}/ns/pid")
+    except (OSError, IndexError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# The kernel template (coursekit.prefork), one per interpreter and environment
+# --------------------------------------------------------------------------
+class KernelTemplate:
+    """A running ``coursekit.prefork`` template process and how to ask it for kernels.
+
+    The process that starts a template owns it (the template exits with it); processes forked
+    from the owner later (the grading command's workers) share it, each over its own
+    connection to the template's Unix socket.
+    """
+
+    _running: dict[tuple, "KernelTemplate | None"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, env: dict, modules: list[str]):
+        import json
+
+        from . import prefork
+
+        self.owner = os.getpid()
+        self.folder = tempfile.mkdtemp(prefix="coursekit-template-")  # 0700: root only
+        self.path = os.path.join(self.folder, "fork.sock")
+        self.log_path = os.path.join(self.folder, "template.log")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        template_env = dict(env)
+        fonts = matplotlib_font_cache()
+        if fonts:  # the same font list a sandboxed kernel reads from its /tmp/matplotlib
+            template_env["MPLCONFIGDIR"] = str(Path(fonts).parent)
+        # what ipykernel sets before a kernel's first matplotlib import (IPKernelApp.init_gui_pylab)
+        template_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", prefork.BOOTSTRAP, prefork.__file__, str(theirs.fileno()), self.path,
+                 json.dumps(modules)],
+                env=template_env, cwd="/", stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                pass_fds=[theirs.fileno()], close_fds=True)
+        theirs.close()
+        self.control = ours
+        self.pid = self.proc.pid
+        self.skipped: list[str] = []
+        self.problem = ""
+        self._hello: dict | None = None
+        self._conn: socket.socket | None = None
+        self._conn_pid = 0
+        self._spawn_lock = threading.Lock()
+
+    def ready(self, timeout: float = 120) -> bool:
+        """Wait (once) until the template has imported everything; False if it failed.
+
+        The template starts in the background, so the grader's other start-up work and the
+        template's imports overlap; the first kernel launch waits here.
+        """
+        import json
+
+        from . import prefork
+
+        if os.getpid() == self.owner:
+            if self._hello is None:
+                self.control.settimeout(timeout)
+                try:
+                    self._hello = json.loads(self.control.recv(prefork.MAX_MESSAGE) or b"{}")
+                except (OSError, ValueError) as exc:
+                    self._hello = {"error": f"no answer from the template: {exc}"}
+                self.skipped = self._hello.get("skipped", [])
+                if not self._hello.get("ready"):
+                    self.problem = self._hello.get("error") or self.log_tail() or "the template exited"
+                    log.warning("kernels start the ordinary way: the kernel template failed (%s)", self.problem)
+            return bool(self._hello.get("ready")) and self.alive()
+        deadline = time.monotonic() + timeout  # a worker forked from the owner: wait for the socket
+        while not os.path.exists(self.path):
+            if not self.alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return self.alive()
+
+    @classmethod
+    def get(cls, env: dict, modules: list[str]) -> "KernelTemplate | None":
+        """The template for this environment (started in the background on first use).
+
+        None if it cannot be started; call :meth:`ready` before asking it for a kernel.
+        A template that failed is not started again by this process.
+        """
+        key = (sys.executable, tuple(sorted(env.items())), tuple(modules))
+        with cls._lock:
+            if key not in cls._running:
+                try:
+                    cls._running[key] = cls(env, modules)
+                except (OSError, ValueError) as exc:
+                    log.warning("kernels start the ordinary way: the kernel template failed (%s)", exc)
+                    cls._running[key] = None
+            return cls._running[key]
+
+    def alive(self) -> bool:
+        if os.getpid() == self.owner:
+            return self.proc.poll() is None
+        try:  # a worker forked from the owner: not our child, look it up
+            with open(f"/proc/{self.pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def _connection(self) -> socket.socket:
+        if self._conn is None or self._conn_pid != os.getpid():
+            for attempt in range(100):  # the socket file exists a moment before it listens
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                conn.settimeout(60)
+                try:
+                    conn.connect(self.path)
+                    break
+                except ConnectionRefusedError:
+                    conn.close()
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.01)
+            self._conn, self._conn_pid = conn, os.getpid()
+        return self._conn
+
+    def spawn(self, request: dict, fds: list[int]) -> int:
+        """Ask the template for a kernel (see coursekit.prefork); return its host pid."""
+        import json
+
+        from . import prefork
+
+        with self._spawn_lock:
+            conn = self._connection()
+            socket.send_fds(conn, [json.dumps(request).encode()], fds)
+            reply = json.loads(conn.recv(prefork.MAX_MESSAGE) or b'{"error": "the template exited"}')
+        if "pid" not in reply:
+            raise RuntimeError(f"the kernel template could not start a kernel: {reply.get('error')}")
+        return int(reply["pid"])
+
+    def log_tail(self, size: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read()[-size:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if os.getpid() != getattr(self, "owner", None):
+            return
+        with contextlib.suppress(OSError):
+            self.control.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._lock:
+            for template in cls._running.values():
+                if template is not None:
+                    template.close()
+            cls._running.clear()
+
+
+atexit.register(KernelTemplate.close_all)
