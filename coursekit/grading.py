@@ -14,6 +14,14 @@ students one at a time from a shared queue, and lets each worker run
 or scored is reimplemented here, so the scores are nbgrader's; while one
 worker waits for its kernel to start or stop, the others use the CPU.
 
+Parallel workers alone reach about 2x on 2 cores, because grading with the
+course's safety layer is CPU-bound: two kernels per notebook, each paying for
+its Python start-up and for importing pandas and matplotlib.  So the command
+also starts one *kernel template* (:mod:`coursekit.prefork`) that imports those
+once; every worker's kernels are forked from it into a fresh bubblewrap sandbox
+(same sandbox, uid and limits as an ordinary kernel), which cuts the CPU per
+kernel about five-fold.  ``--no-prefork`` turns that off.
+
 The gradebook
 -------------
 All workers write to one gradebook.  SQLite serialises writers with a file
@@ -33,6 +41,7 @@ checks of :mod:`coursekit.safety` (``backup_gradebook`` and ``preflight``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import glob
 import logging
@@ -257,7 +266,7 @@ def _speed_up_metadata_checks() -> None:
 
 
 def _worker_init(course: str, assignment: str, db_url: str, stderr_path: str | None,
-                 backup_taken: bool = False) -> None:
+                 backup_taken: bool = False, prefork: bool = True) -> None:
     if backup_taken:
         # the command backed the gradebook up once for all workers (coursekit.safety's
         # pre-convert hook would otherwise take one per worker process)
@@ -272,6 +281,7 @@ def _worker_init(course: str, assignment: str, db_url: str, stderr_path: str | N
     app = _load_app(Path(course))
     app.coursedir.assignment_id = assignment
     app.coursedir.db_url = db_url
+    app.config.SandboxedKernelManager.prefork = prefork
     capture = _Capture()
     for handler in list(app.log.handlers):
         app.log.removeHandler(handler)
@@ -279,6 +289,30 @@ def _worker_init(course: str, assignment: str, db_url: str, stderr_path: str | N
     app.log.setLevel(logging.INFO)
     app.log.propagate = False
     _WORKER.update(app=app, capture=capture, assignment=assignment)
+
+
+def _start_kernel_template(app):
+    """Start the kernel template the workers fork their kernels from (:mod:`coursekit.prefork`).
+
+    Started once, in the main thread of the command's process, so that it lives as long as the
+    run (it exits with the thread that started it); the workers, forked later, share it.
+    """
+    try:
+        from .sandbox import KernelTemplate, SandboxedKernelManager, probe_bwrap
+    except ImportError:
+        return None, "kernels start from scratch: coursekit.sandbox is not installed"
+    app.config.SandboxedKernelManager.prefork = True
+    km = SandboxedKernelManager(kernel_name="python3", config=app.config)
+    if os.geteuid() != 0:
+        return None, "kernels start from scratch: forking them from a template needs a grader running as root"
+    if not km.sandbox or probe_bwrap(km.bwrap_path, km.uid)[0] is None:
+        return None, "kernels start from scratch: forking them from a template needs the bubblewrap sandbox"
+    env = km._kernel_env({**os.environ, "NBGRADER_EXECUTION": "autograde"})
+    template = KernelTemplate.get(env, list(km.prefork_modules))  # starts in the background
+    if template is None:
+        return None, "kernels start from scratch: the kernel template did not start (see the warning above)"
+    return template, (f"kernels forked from a template (pid {template.pid}) that imports ipykernel and "
+                      f"{', '.join(km.prefork_modules)} once")
 
 
 def _grade_one(student: str, force: bool) -> StudentResult:
@@ -338,11 +372,14 @@ def _safety_hooks(course: Path, assignment: str, say) -> tuple[object, list, lis
 # --------------------------------------------------------------------------- driver
 def grade_class(course: Path | str, assignment: str, *, workers: int | None = None,
                 students: list[str] | None = None, force: bool = False,
-                log_dir: Path | str | None = None, say=print, safety_checks: bool = True) -> GradeRun:
+                log_dir: Path | str | None = None, say=print, safety_checks: bool = True,
+                prefork: bool = True) -> GradeRun:
     """Autograde every submission of ``assignment`` in ``course`` with ``workers`` processes.
 
     Scores are written to the course's gradebook exactly as ``nbgrader autograde`` writes them.
     ``force`` regrades submissions that were already autograded (like ``--force``).
+    ``prefork`` forks each worker's kernels from a template that imported the libraries once
+    (:mod:`coursekit.prefork`; only where the grader runs as root with bubblewrap).
     """
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -352,6 +389,9 @@ def grade_class(course: Path | str, assignment: str, *, workers: int | None = No
     app = _load_app(course)
     coursedir = app.coursedir
     db_url = coursedir.db_url
+    template, template_note = None, ""
+    if prefork and sys.platform.startswith("linux"):  # workers are forked: they share the template
+        template, template_note = _start_kernel_template(app)  # imports while we do the rest
 
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -373,6 +413,9 @@ def grade_class(course: Path | str, assignment: str, *, workers: int | None = No
     backup, problems, notes = (None, [], [])
     if safety_checks:
         backup, problems, notes = _safety_hooks(course, assignment, say)
+    if template_note:
+        notes.append(template_note)
+        say(template_note)
 
     n_workers = workers or default_workers()
     n_workers = max(1, min(n_workers, len(found) or 1))
@@ -390,6 +433,11 @@ def grade_class(course: Path | str, assignment: str, *, workers: int | None = No
     worker_db = with_busy_timeout(db_url)
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "fork":
+        # what each worker would otherwise import for its first kernel (jupyter_client looks up
+        # the native kernel through ipykernel, which loads IPython): paid here once instead
+        with contextlib.suppress(ImportError):
+            import ipykernel.kernelspec  # noqa: F401
     results: dict[str, StudentResult] = {}
 
     def run(batch: list[str], nproc: int, attempt: int) -> None:
@@ -398,7 +446,7 @@ def grade_class(course: Path | str, assignment: str, *, workers: int | None = No
         done = 0
         with cf.ProcessPoolExecutor(max_workers=nproc, mp_context=ctx, initializer=_worker_init,
                                     initargs=(str(course), assignment, worker_db, str(stderr_path),
-                                              backup is not None)) as pool:
+                                              backup is not None, prefork)) as pool:
             futures = {pool.submit(_grade_one, s, force): s for s in batch}
             for fut in cf.as_completed(futures):
                 student = futures[fut]
@@ -423,6 +471,10 @@ def grade_class(course: Path | str, assignment: str, *, workers: int | None = No
         say(f"retrying {len(retry)} submission(s) that failed for a transient reason, one at a time")
         run(sorted(retry), 1, 2)
 
+    if template is not None and not template.ready(timeout=5):
+        notes.append(f"the kernel template failed ({template.problem or 'it exited'}): kernels started "
+                     "from scratch")
+        say("warning: " + notes[-1])
     ordered = [results[s] for s in found]
     with open(log_path, "w", encoding="utf-8") as fh:
         fh.write(f"# coursekit grade {assignment}: {len(ordered)} submissions, {n_workers} workers\n")
@@ -496,7 +548,7 @@ def synthetic_class(course: Path | str, n_students: int, assignments: list[str] 
 # --------------------------------------------------------------------------- CLI
 def _cmd_grade(args) -> int:
     run = grade_class(args.course, args.assignment, workers=args.workers, students=args.student,
-                      force=args.force, log_dir=args.log_dir)
+                      force=args.force, log_dir=args.log_dir, prefork=args.prefork)
     return 1 if run.failed else 0
 
 
@@ -514,4 +566,7 @@ def register(subparsers) -> None:
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--force", action="store_true", help="regrade submissions that were already autograded")
     p.add_argument("--log-dir", type=Path, default=None, help="where to write the log (default: COURSE/logs)")
+    p.add_argument("--no-prefork", dest="prefork", action="store_false",
+                   help="start every kernel from scratch instead of forking it from a kernel template "
+                        "(coursekit.prefork): slower, for comparison or if the template misbehaves")
     p.set_defaults(func=_cmd_grade)

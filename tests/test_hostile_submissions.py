@@ -154,9 +154,19 @@ def runs(tmp_path_factory) -> Runs:
                      "attack_kernel_hook": INTEGRITY["attack_kernel_hook"]}
     _submit_all(fallback, fallback_subs)
     resubmission = _course_copy(base, tmp / "exchange")
+    command_listener = socket.socket()
+    command_listener.bind(("127.0.0.1", 0))
+    command_listener.listen(5)
+    command_listener.setblocking(False)
+    command = _course_copy(base, tmp / "command")
+    with open(command / "nbgrader_config.py", "a", encoding="utf-8") as fh:
+        fh.write(f"\nc.Execute.timeout = {TIMEOUT}  # as --Execute.timeout for the other runs\n")
+    command_subs = {**submissions,
+                    "attack_spy": H.spy_submission(command, "honest_a", command_listener.getsockname()[1])}
+    _submit_all(command, command_subs)
 
     start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         batch_future = pool.submit(_run_all, [
             _start_nbgrader(root, "autograde", AID, f"--student={shard}", f"--Execute.timeout={TIMEOUT}")
             for shard in SHARDS])
@@ -165,18 +175,24 @@ def runs(tmp_path_factory) -> Runs:
             fallback, "autograde", AID, "--SandboxedKernelManager.bwrap_path=/nonexistent/bwrap",
             f"--Execute.timeout={TIMEOUT}")])
         resubmit_future = pool.submit(_resubmit, resubmission, tmp / "student")
+        command_future = pool.submit(_run_all, [subprocess.Popen(
+            [sys.executable, "-m", "coursekit", "grade", AID, "--course", str(command), "--workers", "2"],
+            cwd=Path(__file__).resolve().parent.parent, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)])
         batch = Batch(root, submissions, batch_future.result(), time.monotonic() - start, listener)
         batch.submitted_before = before
         out.batch = batch
         out.stock = (stock, stock_future.result(), stock_listener)
         out.fallback = (fallback, fallback_future.result(), fallback_subs)
         out.resubmission = resubmit_future.result()
+        out.command = (command, command_future.result(), command_listener, command_subs)
     out.seconds = time.monotonic() - start
     print(f"\nbatch of {len(submissions)} submissions graded in {batch.seconds:.1f} s; "
           f"all four runs in {out.seconds:.1f} s")
     yield out
     listener.close()
     stock_listener.close()
+    command_listener.close()
 
 
 @pytest.fixture(scope="module")
@@ -447,3 +463,30 @@ def test_the_attacks_defeat_stock_nbgrader(runs):
     assert "read gradebook: SUCCEEDED" in report and "read source: SUCCEEDED" in report
     assert "HIDDEN TESTS" in report  # the spy saw the hidden tests
     listener.accept()  # and reached the grader's network
+
+
+@needs_sandbox
+def test_the_grading_command_scores_the_batch_exactly_like_autograde(runs):
+    """``python -m coursekit grade`` (parallel workers, kernels forked from the template) on the same batch."""
+    root, proc, listener, subs = runs.command
+    log = proc.stdout + proc.stderr
+    if os.geteuid() == 0:
+        assert "kernels forked from a template" in log, log[-3000:]
+    batch = runs.batch
+    tests = set(H.POINTS)  # the autograded test cells (a test above adds a manual grade in the batch)
+    graded = set(course.scores(root, AID))
+    assert graded == set(batch.scores()) == set(subs) - {"file_missing"}
+    for student in sorted(graded):
+        ours = {k: v for k, v in course.grade_cells(root, AID, student).items() if k in tests}
+        assert len(ours) == len(tests)
+        assert ours == {k: v for k, v in batch.cells(student).items() if k in tests}, student
+    assert "file_renamed" in log and proc.returncode == 1  # the one notebook nbgrader cannot find
+    spy = nbformat.read(root / "autograded" / "attack_spy" / AID / H.NB_NAME, as_version=4)
+    report = text_of(H.cell(spy, "a1-q32-answer").outputs)
+    attempts = [ln for ln in report.splitlines() if ": " in ln and ln.split(":")[0] in {
+        "read source", "read release", "read gradebook", "read other", "read autograded", "read config",
+        "write gradebook", "write other student", "write own folder", "notebooks here", "notebooks above",
+        "network", "internet"}]
+    assert len(attempts) == 13 and all("blocked" in ln and "SUCCEEDED" not in ln for ln in attempts), report[:2000]
+    with pytest.raises(BlockingIOError):
+        listener.accept()
