@@ -5,12 +5,14 @@ every assignment in ``assignments/source``, grades each assignment from the same
 state with
 
 * stock ``nbgrader autograde <assignment>`` (one process, one student after another), and
-* ``python -m coursekit grade <assignment> --workers W`` for each W,
+* ``python -m coursekit grade <assignment> --workers W`` for each W (kernels forked from the
+  kernel template, ``coursekit/prefork.py``), and once more with ``--no-prefork`` (kernels
+  started from scratch: what parallel workers alone give),
 
-checks that every graded cell got the same score from all of them, and prints seconds per
-submission and the speed-up over stock.  As a floor it also runs the same submitted notebooks
-with nbclient alone (one process, one after another, no grading, no sandbox): the cost of
-executing the notebooks at all.
+checks that every graded cell got the same score from all of them, and prints seconds and
+CPU-seconds (the whole machine's busy time) per submission and the speed-up over stock.  As a
+floor it also runs the same submitted notebooks with nbclient alone (one process, one after
+another, no grading, no sandbox): the cost of executing the notebooks at all.
 
 A measurement, not a test: it prints figures and exits 0 (1 if the scores differ).
 
@@ -67,10 +69,23 @@ def fresh(base: Path, dest: Path) -> Path:
     return dest
 
 
+def busy_cpu_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (from /proc/stat)."""
+    try:
+        fields = open("/proc/stat").readline().split()
+    except OSError:
+        return float("nan")
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
+
+
+CPU = {"seconds": 0.0}  # busy CPU-seconds of the last timed() calls, summed by the caller
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), busy_cpu_seconds()
     proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    CPU["seconds"] += busy_cpu_seconds() - c0
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode})")
@@ -112,6 +127,9 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep the course folders here")
     ap.add_argument("--pipeline", choices=["course", "nbgrader"], default="course",
                     help="grade with the course's configuration or with nbgrader's own grading steps")
+    ap.add_argument("--no-prefork-workers", type=int, nargs="*", default=[4],
+                    help="also time coursekit grade --no-prefork with these worker counts (kernels "
+                         "started from scratch: what the parallel workers alone give)")
     args = ap.parse_args()
 
     aids = args.assignment or assignment_ids()
@@ -131,27 +149,35 @@ def main() -> int:
           f"({', '.join(f'{k}: {list(kinds.values()).count(k)}' for k in grading.SYNTHETIC_KINDS)}); "
           f"{nproc} CPU(s); pipeline: {args.pipeline}; load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
+    c0 = busy_cpu_seconds()
     floor = bare_execution(base, aids, students)
-    rows = [("nbclient, execution only (floor)", floor)]
+    rows = [("nbclient, execution only (floor)", floor, busy_cpu_seconds() - c0)]
 
     stock_dir = fresh(base, work / "stock")
+    CPU["seconds"] = 0.0
     stock = sum(timed([str(Path(sys.executable).with_name("nbgrader")), "autograde", aid], stock_dir) for aid in aids)
-    rows.append(("stock nbgrader autograde", stock))
+    rows.append(("stock nbgrader autograde", stock, CPU["seconds"]))
     reference = cell_scores(stock_dir, aids, students)
 
     same = True
-    for w in args.workers:
-        d = fresh(base, work / f"grade_w{w}")
-        t = sum(timed([sys.executable, "-m", "coursekit", "grade", aid, "--course", str(d), "--workers", str(w)], ROOT)
-                for aid in aids)
-        rows.append((f"coursekit grade, {w} worker{'s' if w > 1 else ''}", t))
+    runs = [(w, True) for w in args.workers] + [(w, False) for w in args.no_prefork_workers]
+    for w, prefork in runs:
+        d = fresh(base, work / f"grade_w{w}{'' if prefork else '_noprefork'}")
+        CPU["seconds"] = 0.0
+        cmd = [sys.executable, "-m", "coursekit", "grade", "--course", str(d), "--workers", str(w)]
+        if not prefork:
+            cmd.append("--no-prefork")
+        t = sum(timed(cmd[:4] + [aid] + cmd[4:], ROOT) for aid in aids)
+        label = f"coursekit grade, {w} worker{'s' if w > 1 else ''}" + ("" if prefork else ", --no-prefork")
+        rows.append((label, t, CPU["seconds"]))
         if cell_scores(d, aids, students) != reference:
             same = False
-            print(f"!! scores with {w} workers differ from stock nbgrader autograde")
+            print(f"!! scores of '{label}' differ from stock nbgrader autograde")
 
-    print(f"\n{'':36} {'seconds':>8} {'s/submission':>13} {'speed-up vs stock':>18}")
-    for name, t in rows:
-        print(f"{name:36} {t:8.1f} {t / n_sub:13.2f} {stock / t:17.2f}x")
+    print(f"\n{'':46} {'seconds':>8} {'s/submission':>13} {'CPU-s/submission':>17} {'speed-up vs stock':>18}")
+    for name, t, cpu in rows:
+        print(f"{name:46} {t:8.1f} {t / n_sub:13.2f} {cpu / n_sub:17.2f} {stock / t:17.2f}x")
+    print("(CPU-s: the whole machine's busy CPU time during the run, so other programs count too)")
     print(f"\nscores identical to stock nbgrader autograde: {'yes' if same else 'NO'}; "
           f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.keep:
