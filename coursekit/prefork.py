@@ -70,6 +70,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
 PR_SET_PDEATHSIG = 1
+PR_SET_SECUREBITS = 28
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 MAX_MESSAGE = 1 << 20
@@ -201,6 +202,9 @@ def _spawn(libc, req: dict, fds: list[int]) -> dict:
     """Fork a kernel into the sandbox whose placeholder is ``req['target']``; return its host pid."""
     alive_fd, log_fd = fds
     target = int(req["target"])
+    for name in ("mnt", "pid", "net"):  # never a kernel outside a sandbox, whatever pid is asked for
+        if os.readlink(f"/proc/{target}/ns/{name}") == os.readlink(f"/proc/self/ns/{name}"):
+            return {"id": req.get("id"), "error": f"process {target} is not in a sandbox ({name} namespace)"}
     ns_fds = [(os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag)
               for name, flag in NAMESPACES if os.path.exists(f"/proc/{target}/ns/{name}")]
     root_fd = os.open(f"/proc/{target}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -241,7 +245,7 @@ def _spawn(libc, req: dict, fds: list[int]) -> dict:
         reply = json.loads(text)
         if reply.get("forked"):
             reply = _kernel_beside(target)
-        return reply
+        return {**reply, "id": req.get("id")}
     finally:
         for fd, _ in ns_fds:
             os.close(fd)
@@ -288,17 +292,20 @@ def _become_kernel(libc, req: dict, root_fd: int, alive_fd: int, log_fd: int) ->
             extra = 5 if what == resource.RLIMIT_CPU else 0
             resource.setrlimit(what, (value, value + extra))
         if os.geteuid() == 0:
-            last = int(open("/proc/sys/kernel/cap_last_cap").read())
+            # securebits off first, so that taking a non-zero uid clears every capability
+            _check(libc.prctl(PR_SET_SECUREBITS, 0, 0, 0, 0), "clear securebits")
+            with open("/proc/sys/kernel/cap_last_cap") as fh:
+                last = int(fh.read())
             for cap in range(last + 1):
                 _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
             libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
             os.setgroups([])
             os.setresgid(req["gid"], req["gid"], req["gid"])
             os.setresuid(req["uid"], req["uid"], req["uid"])
+        _clear_capabilities(libc)  # inheritable too, as setpriv --inh-caps=-all does
         _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # as after exec: /proc/self stays the kernel's
-        if os.getuid() == 0 or os.geteuid() == 0:
-            raise PermissionError("still root after dropping privileges")
+        _verify_unprivileged()  # fail closed: no kernel runs with any privilege left
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
@@ -337,6 +344,30 @@ def _become_kernel(libc, req: dict, root_fd: int, alive_fd: int, log_fd: int) ->
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _clear_capabilities(libc) -> None:
+    """capset(2) every capability set (effective, permitted, inheritable) to empty."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+    data = (Data * 2)()
+    _check(libc.capset(ctypes.byref(header), data), "capset")
+
+
+def _verify_unprivileged() -> None:
+    with open("/proc/self/status") as fh:
+        status = dict(line.split(":", 1) for line in fh if ":" in line)
+    leftover = [k for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb") if int(status[k].strip(), 16)]
+    if leftover or status["NoNewPrivs"].strip() != "1" or 0 in os.getresuid() or 0 in os.getresgid():
+        raise PermissionError(f"privileges left after dropping them: {leftover or 'uid, gid or no_new_privs'}")
 
 
 def _fresh_process_state(req: dict) -> None:

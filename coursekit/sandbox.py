@@ -263,6 +263,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     sandbox_problem: str = ""
     forked_pid: int | None = None  # host pid of a pre-forked kernel
     placeholder_pid: int | None = None  # host pid of its sandbox's placeholder process
+    _forked_identity: tuple | None = None  # (start time, PID namespace) of that kernel process
 
     # -- set-up -------------------------------------------------------------
     @property
@@ -304,12 +305,13 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     # -- launch -------------------------------------------------------------
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        original_kw, fallback = dict(kw), False
         cwd = kw.pop("cwd", None) or os.getcwd()
         work = self.work_dir or str(stage_working_folder(cwd, self._runtime / "work"))
         bwrap, problem = probe_bwrap(self.bwrap_path, self.uid) if self.sandbox else (None, "sandbox switched off")
         env = self._kernel_env(kw.get("env") or {})
         limits = self._limits()
-        self.forked_pid = self.placeholder_pid = None
+        self.forked_pid = self.placeholder_pid = self._forked_identity = None
         template = self._template(kernel_cmd, env) if bwrap else None
         alive: tuple[int, int] | None = None
         if bwrap:
@@ -353,7 +355,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         try:
             await super()._async_launch_kernel(cmd, **kw)
             if template and alive:
-                await self._fork_kernel(template, kernel_cmd, env, limits, alive[1])
+                try:
+                    await self._fork_kernel(template, kernel_cmd, env, limits, alive[1])
+                except (OSError, RuntimeError, ValueError) as exc:
+                    log.warning("kernel template: %s; starting this kernel the ordinary way", exc)
+                    fallback = True
         finally:
             for fd in fds:
                 os.close(fd)
@@ -361,10 +367,19 @@ class SandboxedKernelManager(AsyncKernelManager):
                 os.close(alive[0])
                 os.close(alive[1])
             self._log_file.close()
+        if fallback:
+            await self._kill_sandbox()
+            self._no_template = True
+            try:
+                await self._async_launch_kernel(kernel_cmd, **original_kw)
+            finally:
+                self._no_template = False
 
     # -- pre-forked kernels (coursekit.prefork) -------------------------------------
+    _no_template = False
+
     def _template(self, kernel_cmd: list[str], env: dict) -> "KernelTemplate | None":
-        if not self.prefork or os.geteuid() != 0:
+        if not self.prefork or self._no_template or os.geteuid() != 0:
             return None
         if (len(kernel_cmd) < 3 or kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]
                 or os.path.realpath(kernel_cmd[0]) != os.path.realpath(sys.executable)):
@@ -386,28 +401,50 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.placeholder_pid = placeholder
         import ipykernel_launcher
 
-        self.forked_pid = template.spawn({
+        pid = template.spawn({
             "target": placeholder, "uid": self.uid, "gid": self.gid, "cwd": WORK_DIR, "env": env,
             "limits": sorted(limits.items()), "argv": list(kernel_cmd[3:]),
             "launcher": ipykernel_launcher.__file__,
         }, [alive_w, self._log_file.fileno()])
+        identity, sandbox = _process_identity(pid), _process_identity(placeholder)
+        if identity is None or sandbox is None or identity[1] != sandbox[1]:
+            raise RuntimeError("the forked kernel is not in its sandbox's PID namespace")
+        self.forked_pid, self._forked_identity = pid, identity
+
+    def _forked_kernel_alive(self) -> bool:
+        """Is the pre-forked kernel still running -- that very process, not a reused pid?"""
+        return self.forked_pid is not None and _process_identity(self.forked_pid) == self._forked_identity
 
     async def _async_is_alive(self) -> bool:
         alive = await super()._async_is_alive()
-        if alive and self.forked_pid is not None and not _same_pid_namespace(self.forked_pid, self.placeholder_pid):
+        if alive and self.forked_pid is not None and not self._forked_kernel_alive():
             # the kernel died while a process it forked keeps the placeholder's pipe open:
-            # the kernel is gone all the same
+            # the kernel is gone all the same, and nothing it left may outlive it
+            await self._kill_sandbox()
             return False
         return alive
+
+    async def _kill_sandbox(self) -> None:
+        """Kill bwrap (its init, and so everything in the sandbox, dies with it) and reap it."""
+        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.02)
 
     is_alive = _async_is_alive
 
     async def _async_signal_kernel(self, signum: int) -> None:
         if self.forked_pid is not None and self.has_kernel:
             # the kernel leads its own process group (see coursekit.prefork), as an
-            # exec'd kernel shares bwrap's: signal the kernel and what it started
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.forked_pid, signum)
+            # exec'd kernel shares bwrap's: signal the kernel and what it started, if the
+            # pid still belongs to it (a reused pid could be another student's kernel)
+            if self._forked_kernel_alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.forked_pid, signum)
             return
         await super()._async_signal_kernel(signum)
 
@@ -427,7 +464,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if proc is None:
             return None
         if self.forked_pid is not None:
-            return self.forked_pid if _same_pid_namespace(self.forked_pid, self.placeholder_pid) else None
+            return self.forked_pid if self._forked_kernel_alive() else None
         children = _process_children()
         if not self.sandboxed:  # launched process is the shim; the kernel is its child
             kids = children.get(proc.pid, [])
@@ -562,6 +599,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:
+            # a sandbox still running here (its kernel died, a child lives on) is killed
+            # before its uid goes back to the pool
+            await self._kill_sandbox()
             await super()._async_cleanup_resources(restart=restart)
         finally:
             if not restart:
@@ -668,15 +708,18 @@ def _placeholder_of(bwrap_pid: int) -> int | None:
     return None
 
 
-def _same_pid_namespace(pid: int, other: int | None) -> bool:
-    """Is ``pid`` a live process in the PID namespace of ``other`` (a pre-forked kernel in its sandbox)?"""
+def _process_identity(pid: int | None) -> tuple | None:
+    """(start time, PID namespace) of a live process, or None: tells a process from a reused pid."""
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return False
-        return other is not None and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{other}/ns/pid")
+            fields = fh.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return None
+        return fields[19], os.readlink(f"/proc/{pid}/ns/pid")
     except (OSError, IndexError):
-        return False
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -723,6 +766,7 @@ class KernelTemplate:
         self._hello: dict | None = None
         self._conn: socket.socket | None = None
         self._conn_pid = 0
+        self._requests = 0
         self._spawn_lock = threading.Lock()
 
     def ready(self, timeout: float = 120) -> bool:
@@ -803,12 +847,27 @@ class KernelTemplate:
         from . import prefork
 
         with self._spawn_lock:
-            conn = self._connection()
-            socket.send_fds(conn, [json.dumps(request).encode()], fds)
-            reply = json.loads(conn.recv(prefork.MAX_MESSAGE) or b'{"error": "the template exited"}')
+            self._requests += 1
+            request = {**request, "id": f"{os.getpid()}-{self._requests}"}
+            try:
+                conn = self._connection()
+                socket.send_fds(conn, [json.dumps(request).encode()], fds)
+                reply = json.loads(conn.recv(prefork.MAX_MESSAGE) or b'{"error": "the template exited"}')
+            except (OSError, ValueError):
+                self._drop_connection()  # a late reply must never answer the next request
+                raise
+            if reply.get("id") != request["id"]:
+                self._drop_connection()
+                raise RuntimeError("the kernel template answered another request")
         if "pid" not in reply:
             raise RuntimeError(f"the kernel template could not start a kernel: {reply.get('error')}")
         return int(reply["pid"])
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        self._conn = None
 
     def log_tail(self, size: int = 2000) -> str:
         try:

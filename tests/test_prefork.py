@@ -276,15 +276,74 @@ def test_the_bridge_compiled_in_the_template_is_used_only_if_its_source_matches(
     assert ignored.split() == ["True", "False", "False"]  # digest differs: compiled from the source
 
 
-def test_a_kernel_that_dies_leaving_a_forked_child_is_seen_dead(work):
-    """The child keeps the placeholder's pipe open; the manager still sees that the kernel is gone."""
+def test_a_kernel_that_dies_leaving_a_forked_child_is_seen_dead_and_its_sandbox_goes(work):
+    """The child keeps the placeholder's pipe open; the manager sees the kernel gone and ends the sandbox."""
     async def scenario():
         async with Kernel(True, work) as k:
+            pid = k.km.forked_pid
             k.kc.execute("import os, time\nif os.fork() == 0:\n    time.sleep(300)\nelse:\n    os._exit(1)")
+            await asyncio.sleep(0.5)
+            child = [p for p in _children(k.km.placeholder_pid) if p not in (pid, k.km.placeholder_pid)]
             for _ in range(100):
                 if not await k.km.is_alive():
-                    return True
+                    break
                 await asyncio.sleep(0.1)
-            return False
+            return (await k.km.is_alive(), k.km.provisioner.process.poll(), child)
 
-    assert run(scenario())
+    alive, bwrap_exit, child = run(scenario())
+    assert not alive
+    assert bwrap_exit is not None  # the sandbox was killed, not left to the child
+    assert len(child) == 1 and not _running(child[0])
+
+
+def _children(placeholder: int) -> list[int]:
+    """Processes beside ``placeholder`` in its sandbox (the children of the sandbox's init)."""
+    parent = int(Path(f"/proc/{placeholder}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+
+
+def test_a_reused_pid_is_never_signalled(work):
+    """The manager signals the kernel only while its pid still names that very process."""
+    async def scenario():
+        async with Kernel(True, work) as k:
+            real = k.km._forked_identity
+            k.km._forked_identity = ("1", real[1])  # as if the pid now belonged to another process
+            pid_seen, alive_seen = k.km.kernel_pid(), await k.km.is_alive()
+            k.km._forked_identity = real
+            return pid_seen, alive_seen
+
+    pid_seen, alive_seen = run(scenario())
+    assert pid_seen is None and not alive_seen
+
+
+def test_the_template_refuses_a_process_outside_a_sandbox(work):
+    async def scenario():
+        async with Kernel(True, work) as k:
+            env = k.km._kernel_env(dict(os.environ))
+            template = KernelTemplate.get(env, list(k.km.prefork_modules))
+            r, w = os.pipe()
+            try:
+                with pytest.raises(RuntimeError, match="not in a sandbox"):
+                    template.spawn({"target": os.getpid(), "uid": 65534, "gid": 65534, "cwd": "/", "env": {},
+                                    "limits": [], "argv": [], "launcher": "x"}, [w, w])
+            finally:
+                os.close(r)
+                os.close(w)
+            return text(await k.execute("print('still serving')"))
+
+    assert run(scenario()).strip() == "still serving"
+
+
+def test_a_template_that_fails_to_fork_falls_back_to_an_ordinary_kernel(work, monkeypatch):
+    def broken(self, request, fds):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(KernelTemplate, "spawn", broken)
+
+    async def scenario():
+        async with Kernel(True, work) as k:
+            return k.km.forked_pid, text(await k.execute("import os\nprint(os.getuid() != 0, 6 * 7)"))
+
+    forked, out = run(scenario())
+    assert forked is None
+    assert out.split() == ["True", "42"]
