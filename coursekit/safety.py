@@ -310,6 +310,12 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         self._scratch = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
         os.chmod(self._scratch, 0o711)  # an unsandboxed kernel's uid must reach work/
         work = stage_working_folder(path, self._scratch / "work")
+        # the judge sees only the instructor's files (the released data), never what the
+        # student handed in beside the notebook: an edited data file or a module named like a
+        # library (pandas.py comes before site-packages on sys.path) would otherwise reach it
+        instructor = self._instructor_folder()
+        judge_work = (stage_working_folder(instructor, self._scratch / "judge") if instructor
+                      else stage_working_folder(path, self._scratch / "judge", code=False))
         self.km = self.create_kernel_manager()
         self.km.work_dir = str(work)
         self.km._prepare_runtime()
@@ -317,7 +323,7 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         if self.judge:
             jkm = self.kernel_manager_class(kernel_name=self.km.kernel_name, config=self.config)
             jkm.sandbox = self.km.sandbox
-            jkm.work_dir = str(work)
+            jkm.work_dir = str(judge_work)
             jkm.extra_ro_binds = [str(self.km.ipc_dir)]
             self.judge_client = _JudgeClient(
                 self.nb, km=jkm, timeout=self.timeout + self.judge_margin,
@@ -331,6 +337,18 @@ class SandboxedExecute(_BoundedOutputMixin, Execute):
         await asyncio.gather(*starts)
         if self.judge:
             await self._connect_judge()
+
+    def _instructor_folder(self) -> Path | None:
+        """The assignment's released folder (else its source folder): the instructor's data files."""
+        coursedir = _coursedir_of(self)
+        if coursedir is None:
+            return None
+        aid = self.resources["nbgrader"]["assignment"]
+        for folder in (coursedir.release_directory, coursedir.source_directory):
+            candidate = Path(coursedir.format_path(folder, ".", aid))
+            if candidate.is_dir():
+                return candidate
+        return None
 
     # -- kernels -----------------------------------------------------------------
     async def _start_student(self, path):

@@ -204,11 +204,16 @@ def matplotlib_font_cache() -> str | None:
     return str(found[-1]) if found else None
 
 
-def stage_working_folder(folder: str | os.PathLike, dest: str | os.PathLike) -> Path:
+#: files that Python would import or run from a kernel's working folder
+CODE_SUFFIXES = (".py", ".pyc", ".pyd", ".pyw", ".so", ".pth")
+
+
+def stage_working_folder(folder: str | os.PathLike, dest: str | os.PathLike, code: bool = True) -> Path:
     """Copy the data files of a submission's folder (never notebooks) into ``dest``.
 
     The sandbox sees only this copy, read-only.  Notebooks are left out because the
-    folder being graded holds the notebook with its hidden tests restored.
+    folder being graded holds the notebook with its hidden tests restored.  With
+    ``code=False`` anything Python could import from the folder is left out too.
     """
     src, dest = Path(folder), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -223,6 +228,8 @@ def stage_working_folder(folder: str | os.PathLike, dest: str | os.PathLike) -> 
             os.chmod(dest / rel / d, 0o755)
         for name in files:
             if name.endswith(".ipynb") or name.startswith("."):
+                continue
+            if not code and (name.endswith(CODE_SUFFIXES) or name == "matplotlibrc"):
                 continue
             s = Path(root) / name
             if s.is_symlink() or not s.is_file():

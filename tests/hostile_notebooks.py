@@ -338,6 +338,31 @@ def integrity_submissions() -> dict[str, Submission]:
         ''')
     subs["attack_kernel_hook"] = Submission(notebook_files(nb), zero_for("a1-q22-answer", "a1-q24-answer"),
                                             note="replaces the kernel's execute handler")
+
+    # a module named like a library, handed in beside the notebook: the working folder comes
+    # before site-packages on sys.path, so any kernel started there imports it for `import pandas`
+    shadow = textwrap.dedent('''
+        import os, sys
+        try:
+            from IPython import get_ipython
+            _ip = get_ipython()
+        except Exception:
+            _ip = None
+        if _ip is not None:
+            def _wrap_in_try(lines):
+                return ["try:\\n"] + ["    " + line for line in lines] + ["\\n    pass\\nexcept BaseException:\\n    pass\\n"]
+            _ip.input_transformers_post.append(_wrap_in_try)
+            _ip.set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)
+        _here = os.path.dirname(os.path.abspath(__file__))
+        del sys.modules[__name__]
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+        import pandas as _real  # the real library, so that nothing else looks wrong
+        sys.modules[__name__] = _real
+        ''')
+    nb = with_wrong(solution(), "a1-q11-answer", "a1-q25-answer")
+    subs["attack_shadow_module"] = Submission(
+        {**notebook_files(nb), "pandas.py": shadow.encode()}, zero_for("a1-q11-answer", "a1-q25-answer"),
+        note="hands in pandas.py, which swallows every exception in the kernel that imports it")
     return subs
 
 
