@@ -115,8 +115,7 @@ def _preload(modules: list[str]) -> list[str]:
     inspect.getmodule(None, "/nonexistent/coursekit-prefork-warm-up.py")
     if threading.active_count() != 1:  # forking a threaded process is not safe
         raise RuntimeError(f"importing started threads: {[t.name for t in threading.enumerate()]}")
-    mpl = sys.modules.get("matplotlib")
-    if mpl is not None and "matplotlib_inline.backend_inline" in sys.modules:
+    if "matplotlib_inline.backend_inline" in sys.modules:  # it hooks into a shell that does not exist yet
         raise RuntimeError("the inline backend was loaded before a kernel existed")
     return failed
 

@@ -457,13 +457,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def kernel_log_tail(self, size: int = 2000) -> str:
         """The end of what the kernel process wrote to its stdout/stderr (for error messages)."""
-        try:
-            with open(self._runtime / "kernel.log", "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - size))
-                return fh.read().decode("utf-8", "replace")
-        except (OSError, TypeError):
-            return ""
+        return _file_tail(self._runtime / "kernel.log", size) if self._runtime is not None else ""
 
     def kernel_pid(self) -> int | None:
         """Host pid of the kernel process (inside bwrap: the grandchild of the launched process)."""
@@ -689,12 +683,23 @@ def _limit_child(limits: dict[int, int]) -> None:  # runs in the child between f
 
 
 
+def _file_tail(path, size: int) -> str:
+    """The last ``size`` bytes of a log file, as text ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def _children_of(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
             return [int(p) for p in fh.read().split()]
     except (OSError, ValueError):
-        return [c for c in _process_children().get(pid, [])]
+        return _process_children().get(pid, [])
 
 
 def _comm(pid: int) -> str:
@@ -825,11 +830,7 @@ class KernelTemplate:
     def alive(self) -> bool:
         if os.getpid() == self.owner:
             return self.proc.poll() is None
-        try:  # a worker forked from the owner: not our child, look it up
-            with open(f"/proc/{self.pid}/stat") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-        except (OSError, IndexError):
-            return False
+        return _process_identity(self.pid) is not None  # a worker forked from the owner: look it up
 
     def _connection(self) -> socket.socket:
         if self._conn is None or self._conn_pid != os.getpid():
@@ -877,11 +878,7 @@ class KernelTemplate:
         self._conn = None
 
     def log_tail(self, size: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                return fh.read()[-size:].decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return _file_tail(self.log_path, size)
 
     def close(self) -> None:
         if os.getpid() != getattr(self, "owner", None):
