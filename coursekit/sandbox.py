@@ -68,8 +68,8 @@ NOBODY = 65534
 #: (counted per uid by the host kernel) isolates sandboxes from each other.
 DEFAULT_UID_POOL = list(range(NOBODY, 65519, -1))
 
-WORK_DIR = "/home/student/work"
-PLACEHOLDER = "/usr/bin/cat"  # what runs in a sandbox whose kernel is forked in (coursekit.prefork)  # where the submission's folder appears inside the sandbox
+WORK_DIR = "/home/student/work"  # where the submission's folder appears inside the sandbox
+PLACEHOLDER = "/usr/bin/cat"  # what runs in a sandbox whose kernel is forked in (coursekit.prefork)
 MiB = 1024 * 1024
 
 
