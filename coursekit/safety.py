@@ -36,7 +36,7 @@ kept out of feedback (:class:`StripHiddenTests`, :class:`RedactTestErrors`), a b
 bound on saved outputs (:class:`LimitOutputBytes`), gradebook backups
 (:func:`backup_gradebook`, :func:`restore_gradebook`), submission checks
 (:func:`preflight`) and the ``python -m coursekit backup|restore|preflight|feedback``
-commands.  The README section "Grading untrusted work" is the instructor's guide.
+commands.  The section "Grading untrusted work" of docs/administration.md is the guide.
 """
 from __future__ import annotations
 

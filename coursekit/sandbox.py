@@ -33,7 +33,7 @@ then enters the placeholder's namespaces, drops to its uid and runs (see
 Where bubblewrap is missing or cannot create namespaces the manager logs a
 clear warning and starts the kernel without a sandbox (still with the resource
 limits, and as uid 65534 when the grader runs as root), so grading keeps
-working.  See the README section "Grading untrusted work".
+working.  See the section "Grading untrusted work" of docs/administration.md.
 """
 from __future__ import annotations
 
