@@ -76,7 +76,7 @@ def page(browser, lab, request):
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.set_default_timeout(30_000)
     # Same behaviour with or without internet: nothing but the local server is reachable.
-    # (Formgrader asks a CDN for MathJax; offline, its keyboard shortcuts do not work, see README.)
+    # (Formgrader asks a CDN for MathJax; offline, its keyboard shortcuts do not work, see docs/administration.md.)
     context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
     pg = context.new_page()
     pg.shots = Shots(lab.shots_dir, re.sub(r"\W+", "_", request.node.name.removeprefix("test_")).strip("_"),
